@@ -1,0 +1,3 @@
+from taxoclip.cli import main
+
+raise SystemExit(main())
