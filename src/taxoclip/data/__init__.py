@@ -1,0 +1,1 @@
+"""Building TreeOfLife-style training sets: sources, taxonomy, dedup, splits, webdataset shards."""
