@@ -159,13 +159,14 @@ def _write_json(path: Path, document: dict) -> None:
 def run_zeroshot(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..evaluate.tasks import load_task
+    from ..evaluate.tasks import eval_text_type, load_task
     from ..evaluate.zeroshot import zero_shot
 
+    text_types = [eval_text_type(t) for t in args.text or []]  # bad names fail before any work
     task = load_task(_task_specs(args)[0])
     loaded = _load(args.model, args.device)
     results = [zero_shot(loaded, task, text_type, args.templates, batch_size=args.batch_size, workers=args.workers)
-               for text_type in (args.text or [task.spec.text])]
+               for text_type in (text_types or [task.spec.text])]
     summary = pd.DataFrame([r.summary() for r in results])
     for result in results:
         if result.unresolved:
@@ -252,6 +253,7 @@ def run_hierarchy(args: argparse.Namespace) -> int:
         loaded = _load(entry.model, args.device)
         figure = None if args.no_figure else out / f"hierarchy-{slug(entry.name)}.png"
         result = hierarchy(loaded, task, figure=figure, k=args.k, seed=args.seed, max_points=args.max_points,
+                           title=f"{entry.name} on {task.name}",
                            batch_size=args.batch_size, workers=args.workers)
         frames.append(result.scores.assign(model=entry.name, model_label=loaded.identity.label))
         if figure:

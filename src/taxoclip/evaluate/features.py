@@ -113,10 +113,10 @@ def image_features(loaded: Any, paths: Sequence[str], *, name: str = "images", b
     """Normalised image features of `paths` with a loaded model's own preprocessing (cached)."""
     key = features_key(loaded.identity.label, loaded.preprocess, paths)
     root = cache_dir() / "eval-features"
-    final = root / f"{slug(name)}-{key}.npz"
+    final = root / f"{key}.npz"  # named by content only: tasks over the same images share it
     if cache and final.is_file():
         return _read_features(final)
-    parts = root / f"{slug(name)}-{key}.parts"
+    parts = root / f"{key}.parts"
     parts.mkdir(parents=True, exist_ok=True)
     blocks = []
     starts = range(0, len(paths), BLOCK_SIZE)
@@ -132,9 +132,9 @@ def image_features(loaded: Any, paths: Sequence[str], *, name: str = "images", b
                         {i: m for b in blocks for i, m in b.errors.items()})
     if cache:
         _write_features(final, result)
-        (root / f"{slug(name)}-{key}.json").write_text(json.dumps({
-            "model": loaded.identity.label, "preprocess": repr(loaded.preprocess), "images": len(paths),
-            "failed": len(result.errors)}, indent=1))
+        (root / f"{key}.json").write_text(json.dumps({
+            "task": name, "model": loaded.identity.label, "preprocess": repr(loaded.preprocess),
+            "images": len(paths), "failed": len(result.errors)}, indent=1))
     shutil.rmtree(parts, ignore_errors=True)
     return result
 

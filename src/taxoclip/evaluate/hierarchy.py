@@ -124,17 +124,16 @@ def drilldown_figure(features: np.ndarray, taxa: list[Taxon | None], path: str |
                      tsne_iterations: int = 1000) -> list[Panel]:
     """Draw the t-SNE drill-down (one panel per rank) to a PNG; returns the panels drawn."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
     from sklearn.manifold import TSNE
 
     panels = drilldown_panels(taxa, min_images=min_images)
     columns = min(4, max(1, len(panels)))
     lines = max(1, -(-len(panels) // columns))
-    figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 4.0 * lines), squeeze=False)
+    figure = Figure(figsize=(4.2 * columns, 4.0 * lines))
+    axes = figure.subplots(lines, columns, squeeze=False)
     rng = np.random.default_rng(seed)
-    palette = plt.get_cmap("tab10")
+    palette = matplotlib.colormaps["tab10"]
     for ax, panel in zip(axes.flat, panels):
         chosen = np.arange(len(panel.rows))
         if len(chosen) > max_points:
@@ -163,8 +162,7 @@ def drilldown_figure(features: np.ndarray, taxa: list[Taxon | None], path: str |
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=72)
-    plt.close(figure)
+    figure.savefig(path, dpi=64)
     return panels
 
 
@@ -185,8 +183,8 @@ def image_taxa(task: Task) -> list[Taxon | None]:
 
 
 def hierarchy(loaded: Any, task: Task, figure: str | Path | None = None, k: int = 10, seed: int = 0,
-              max_points: int = 3000, tsne_iterations: int = 1000, features: FeatureSet | None = None,
-              **feature_options: Any) -> HierarchyResult:
+              max_points: int = 3000, tsne_iterations: int = 1000, title: str | None = None,
+              features: FeatureSet | None = None, **feature_options: Any) -> HierarchyResult:
     """Hierarchy scores (and optionally the drill-down PNG) of a model's image embeddings of a task."""
     if not task.known_ranks():
         from .tasks import resolve_task_taxa
@@ -194,11 +192,12 @@ def hierarchy(loaded: Any, task: Task, figure: str | Path | None = None, k: int 
         resolve_task_taxa(task)
     features = features if features is not None else task_features(loaded, task, **feature_options)
     ok = np.flatnonzero(features.ok)
-    taxa = [image_taxa(task)[i] for i in ok]
+    every = image_taxa(task)
+    taxa = [every[i] for i in ok]
     scores = hierarchy_scores(features.features[ok], taxa, k=k, seed=seed)
     drawn = None
     if figure is not None:
-        drilldown_figure(features.features[ok], taxa, figure, title=f"{loaded.identity.label} on {task.name}",
+        drilldown_figure(features.features[ok], taxa, figure, title=title or f"{loaded.identity.label} on {task.name}",
                          max_points=max_points, seed=seed, tsne_iterations=tsne_iterations)
         drawn = Path(figure)
     failed = {task.filepaths[i]: message for i, message in features.errors.items()}

@@ -18,8 +18,8 @@ def markdown_table(table: pd.DataFrame, digits: int = 1, index: bool = True) -> 
     """A GitHub Markdown table; floats with `digits` decimals, NaN as a dash."""
     frame = table.reset_index() if index else table
     header = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 and index else "---:" for i in range(len(header))) + "|"]
+    numeric = [pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v, digits) for v in row) + " |")
     return "\n".join(lines) + "\n"
@@ -34,15 +34,13 @@ def with_mean(table: pd.DataFrame, column: str = "mean") -> pd.DataFrame:
 
 def bar_chart(table: pd.DataFrame, path: str | Path, title: str, ylabel: str) -> Path:
     """Grouped bars: one group per column, one bar per row (model), saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     columns, rows = list(table.columns), list(table.index)
     width = 0.8 / max(1, len(rows))
-    figure, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(columns) * max(1, len(rows)) ** 0.5 + 2), 3.6))
+    figure = Figure(figsize=(max(5.0, 1.1 * len(columns) * max(1, len(rows)) ** 0.5 + 2), 3.6))
+    ax = figure.subplots()
     positions = np.arange(len(columns))
     for i, row in enumerate(rows):
         values = table.loc[row].to_numpy(dtype=float)
@@ -59,7 +57,6 @@ def bar_chart(table: pd.DataFrame, path: str | Path, title: str, ylabel: str) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
-    plt.close(figure)
     return path
 
 

@@ -107,7 +107,7 @@ def zero_shot(loaded: Any, task: Task, text_type: str | None = None, templates: 
     features = features if features is not None else task_features(loaded, task, **feature_options)
     ok = features.ok
     labels = task.labels[ok]
-    vectors = text_features(loaded, texts.texts, templates)
+    vectors = text_features(loaded, texts.texts, templates, progress=feature_options.get("progress", True))
     metrics = score_zero_shot(features.features[ok], vectors, labels, task.class_names, task.class_taxa)
     top5 = np.argsort(-metrics["scores"], axis=1, kind="stable")[:, :5]
     names = np.array(task.class_names, dtype=object)
