@@ -3,15 +3,20 @@ webdataset and checked member by member against the foundation's renderers."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from data_support import EXCLUDED_SPECIES, photo_subset, read_split, resized_copy, sha256_file
+from data_support import (
+    EXCLUDED_SPECIES,
+    assert_shards_match_catalog,
+    photo_subset,
+    resized_copy,
+    sha256_file,
+    write_config,
+)
 
 from taxoclip.data import schema
 from taxoclip.data.build import build
@@ -19,52 +24,7 @@ from taxoclip.data.check import check_dataset
 from taxoclip.data.config import load_config
 from taxoclip.data.stats import dataset_stats
 from taxoclip.taxonomy.resolve import resolve_names
-from taxoclip.taxonomy.taxon import RANKS, Taxon
-
-EXPECTED_KEYS = {schema.member_key(m) for m in schema.MEMBERS}
-
-
-def write_config(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def catalog_taxon(row: dict) -> Taxon:
-    return Taxon.from_ranks({rank: row[rank] for rank in RANKS}, common=row["common_name"])
-
-
-def assert_shards_match_catalog(out: Path) -> pd.DataFrame:
-    """Every sample of every split: exactly the 11 members, texts equal to `schema.sample_texts` of
-    the catalog lineage, a 224x224 JPEG; and the catalog lists exactly the samples written."""
-    from data_support import jpeg_size
-
-    catalog = pd.read_parquet(out / schema.CATALOG_PARQUET)
-    csv = pd.read_csv(out / schema.CATALOG_CSV, dtype=str, keep_default_na=False)
-    assert list(catalog.columns) == [*schema.CATALOG_COLUMNS, *schema.CATALOG_EXTRA_COLUMNS]
-    assert csv["id"].tolist() == catalog["id"].tolist()
-    rows = {(r["split"], r["id"]): r for r in catalog.to_dict("records")}
-    seen = set()
-    for split in schema.SPLITS:
-        if not (out / split).is_dir():
-            continue
-        sizes = json.loads((out / split / schema.SIZES_FILE).read_text())
-        samples = read_split(out, split)
-        assert sum(sizes.values()) == len(samples)
-        for sample in samples:
-            keys = {k for k in sample if not k.startswith("__")}
-            assert keys == EXPECTED_KEYS, sample["__key__"]
-            row = rows[(split, sample["__key__"])]
-            assert Path(sample["__url__"]).name == Path(row["shard"]).name
-            for member, text in schema.sample_texts(catalog_taxon(row)).items():
-                assert sample[schema.member_key(member)].decode("utf-8") == text, (member, row["raw_name"])
-            assert jpeg_size(sample["jpg"]) == (224, 224)
-            seen.add((split, sample["__key__"]))
-    assert seen == set(rows)
-    train, val = set(catalog.loc[catalog.split == "train", "id"]), set(catalog.loc[catalog.split == "val", "id"])
-    small = set(catalog.loc[catalog.split == "train_small", "id"])
-    assert not train & val and small <= train
-    return catalog
-
+from taxoclip.taxonomy.taxon import RANKS
 
 # -- folder tree ----------------------------------------------------------------------------------
 

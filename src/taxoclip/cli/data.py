@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..errors import TaxoclipError
     from ..data.build import build
+    from ..errors import TaxoclipError
 
     if args.workers is not None and args.workers < 1:
         raise TaxoclipError("--workers must be at least 1")

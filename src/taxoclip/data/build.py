@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ from .taxa import excluded_by_taxon, exclusion_keys, read_name_list, resolve_rec
 from .workers import pool
 
 PLAN_COLUMNS: tuple[str, ...] = (
-    "id", "split", "part", "source", "source_id", "location", "offset", "length", *RANKS, "common_name",
+    "id", "split", "part", "source", "source_id", "location", "offset", "length", "source_location", *RANKS,
+    "common_name",
     "license", "rights_holder", "source_url", "sha256", "raw_name", "name_status",
 )
 REMOVED_COLUMNS: tuple[str, ...] = ("id", "source", "source_id", "raw_name", "reason", "detail", "distance")
@@ -81,7 +83,7 @@ class _Log:
 
 
 class _Lock:
-    """An exclusive lock on OUT/.build/lock for the life of a build (released if the process dies)."""
+    """An exclusive lock on OUT/.build.lock for the life of a build (released if the process dies)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -92,10 +94,12 @@ class _Lock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.handle.close()
-            raise TaxoclipError(f"another build is writing {self.path.parent.parent} (lock {self.path})") from None
+            raise TaxoclipError(f"another build is writing {self.path.parent} (lock {self.path})") from None
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is None and (self.path.parent / schema.BUILD_RECORD).is_file():
+            self.path.unlink(missing_ok=True)  # a finished build leaves no lock file behind
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()
 
@@ -110,22 +114,32 @@ def build(config: BuildConfig | str | os.PathLike, workers: int | None = None, f
     out = config.output
     workers = workers or config.workers or os.cpu_count() or 1
     log = _Log(progress)
-    if force:
-        clear_output(out)
-    record_path = out / schema.BUILD_RECORD
-    state = out / schema.STATE_DIR
-    if record_path.is_file():
-        record = read_json(record_path)
-        if record.get("fingerprint") != config.fingerprint():
-            raise TaxoclipError(f"{out} holds a dataset built from another config; use --force to rebuild it")
-        log(f"{out} is already complete ({sum(s['samples'] for s in record['splits'].values())} samples)")
-        return BuildResult(out, record["splits"], record["removed"], record["records"], 0.0, already_complete=True)
-    if not state.is_dir() and _has_dataset_files(out):
-        raise TaxoclipError(f"{out} already holds dataset files that no build here is finishing; "
-                            "use --force to replace them or choose another output")
-    state.mkdir(parents=True, exist_ok=True)
-    with _Lock(state / "lock"):
-        return _build_locked(config, state, workers, progress, log)
+    out.mkdir(parents=True, exist_ok=True)
+    with _Lock(out / schema.LOCK_FILE):
+        if force:
+            clear_output(out)
+        record_path = out / schema.BUILD_RECORD
+        state = out / schema.STATE_DIR
+        if record_path.is_file():
+            record = read_json(record_path)
+            if record.get("fingerprint") != config.fingerprint():
+                raise TaxoclipError(f"{out} holds a dataset built from another config; use --force to rebuild it")
+            shutil.rmtree(state, ignore_errors=True)  # left by a run killed while cleaning up
+            log(f"{out} is already complete ({sum(s['samples'] for s in record['splits'].values())} samples)")
+            return BuildResult(out, record["splits"], record["removed"], record["records"], 0.0,
+                               already_complete=True)
+        if not state.is_dir() and _has_dataset_files(out):
+            raise TaxoclipError(f"{out} already holds dataset files that no build here is finishing; "
+                                "use --force to replace them or choose another output")
+        state.mkdir(parents=True, exist_ok=True)
+        try:
+            return _build_locked(config, state, workers, progress, log)
+        except BrokenProcessPool:
+            raise TaxoclipError("a worker process died (out of memory?); run the same command again to resume"
+                                ) from None
+        except OSError as err:
+            raise TaxoclipError(f"{err.strerror or err} ({err.filename or out}); fix it and run the same command "
+                                "again to resume") from None
 
 
 def clear_output(out: Path) -> None:
@@ -204,6 +218,7 @@ def _make_plan(config: BuildConfig, state: Path, workers_pool, progress: bool, l
     if keys:
         log(f"species exclusion: {len(keys)} keys, {int(excluded.sum())} images removed")
     candidates = records[accepted & ~excluded].copy()
+    candidates["source_location"] = candidates["location"]
 
     failures: list[pd.DataFrame] = []
     candidates, download_failures = _download(config, candidates, progress, log)
@@ -236,7 +251,9 @@ def _make_plan(config: BuildConfig, state: Path, workers_pool, progress: bool, l
 
 
 def _failures(records: pd.DataFrame, stage: str, error: pd.Series) -> pd.DataFrame:
-    frame = records[["id", "source", "source_id", "raw_name", "location"]].copy()
+    """Rows of reports/failures.csv; `location` is where the image came from (the URL, not the cache)."""
+    frame = records[["id", "source", "source_id", "raw_name", "source_location"]].rename(
+        columns={"source_location": "location"})
     frame["stage"] = stage
     frame["error"] = error.to_numpy()
     return frame[list(FAILURE_COLUMNS)]

@@ -144,9 +144,10 @@ def check_dataset(directory: str | os.PathLike, decode: bool = False, workers: i
         raise TaxoclipError(f"{directory} is not a folder")
     report = CheckReport(directory)
     split_dirs = [directory / s for s in schema.SPLITS if (directory / s).is_dir()]
-    if not split_dirs:
+    unfinished = (directory / schema.STATE_DIR).exists()
+    if not split_dirs and not unfinished:
         raise TaxoclipError(f"{directory} holds no split folders ({', '.join(schema.SPLITS)})")
-    if (directory / schema.STATE_DIR).exists():
+    if unfinished:
         report.problems.append(f"unfinished build ({schema.STATE_DIR}/ present): rerun `taxoclip data build`")
     keys_by_split: dict[str, list[str]] = {}
     jobs: list[tuple[str, Path]] = []

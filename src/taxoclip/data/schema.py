@@ -66,6 +66,8 @@ BUILD_RECORD = "build.json"
 REPORTS_DIR = "reports"
 """OUT/reports/: names.csv, unresolved_names.csv, removed.csv, failures.csv."""
 STATE_DIR = ".build"
+LOCK_FILE = ".build.lock"
+"""Held (flock) by the build writing OUT; removed when the build finishes."""
 """OUT/.build/: resumable working state of an unfinished build (removed when it finishes)."""
 
 SHARD_GLOB = "shard-*.tar"

@@ -1,0 +1,94 @@
+"""A build killed with SIGKILL (a real subprocess) and started again ends exactly like an
+uninterrupted one: the same samples, once each, in byte-identical shards."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from data_support import assert_shards_match_catalog, photo_subset, write_config
+
+from taxoclip.data import schema
+from taxoclip.data.build import build
+from taxoclip.data.check import check_dataset
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def start_build(config: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    return subprocess.Popen([sys.executable, "-m", "taxoclip", "data", "build", str(config), "--workers", "1",
+                             "--quiet"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def kill_when(process: subprocess.Popen, ready, timeout: float = 150.0) -> None:
+    """SIGKILL the build's whole process group as soon as `ready()` is true."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            pytest.fail(f"the build ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail("the build never reached the point to kill it at")
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stderr.close()
+
+
+def shard_digests(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.glob("*/shard-*.tar"))}
+
+
+def test_killed_build_resumes_to_the_same_dataset(tmp_path, labels):
+    subset = photo_subset(labels)
+    subset.drop(columns=["path"]).to_csv(tmp_path / "photos.csv", index=False)
+    photos_root = Path(subset["path"].iloc[0]).parent.parent
+
+    def config_for(output: str) -> Path:
+        return write_config(tmp_path / f"{output}.yaml", {
+            "output": output, "workers": 1,
+            "sources": [{"name": "quiz", "kind": "manifest", "path": "photos.csv", "root": str(photos_root),
+                         "path_column": "filepath", "name_column": "species_label"}],
+            "shards": {"max_samples": 4},
+            "splits": {"val_fraction": 0.15, "train_small_fraction": 0.3},
+        })
+
+    resumed_config = config_for("resumed")
+    out = tmp_path / "resumed"
+    state = out / schema.STATE_DIR
+    # 1: killed while planning, before any shard exists
+    kill_when(start_build(resumed_config), lambda: (state / "config.json").is_file())
+    assert not (state / "plan.parquet").exists() and not (out / schema.BUILD_RECORD).exists()
+    # 2: killed while writing shards, after the first part is complete
+    kill_when(start_build(resumed_config), lambda: any(state.glob("parts/*/[0-9]*/done.json")))
+    assert (state / "plan.parquet").is_file() and not (out / schema.BUILD_RECORD).exists()
+    written_before = len(list(state.glob("parts/*/[0-9]*/done.json")))
+    parts_total = sum(pd.read_parquet(state / "plan.parquet").groupby("split")["part"].nunique())
+    assert 0 < written_before < parts_total
+    interrupted = check_dataset(out)
+    assert not interrupted.ok and "unfinished build" in interrupted.problems[0]
+    # 3: started again, it finishes
+    resumed = build(resumed_config, progress=False)
+    assert not resumed.already_complete and not state.exists()
+
+    reference = build(config_for("reference"), progress=False)
+    ref_out = tmp_path / "reference"
+    assert resumed.splits == reference.splits and resumed.removed == reference.removed
+    catalog = assert_shards_match_catalog(out)
+    ref_catalog = pd.read_parquet(ref_out / schema.CATALOG_PARQUET)
+    assert catalog.equals(ref_catalog)
+    assert not catalog.duplicated(["split", "id"]).any()
+    assert shard_digests(out) == shard_digests(ref_out)
+    for split in resumed.splits:
+        assert (out / split / schema.SIZES_FILE).read_text() == (ref_out / split / schema.SIZES_FILE).read_text()
+    assert check_dataset(out).ok
