@@ -18,6 +18,7 @@ from data_support import assert_shards_match_catalog, photo_subset, write_config
 from taxoclip.data import schema
 from taxoclip.data.build import build
 from taxoclip.data.check import check_dataset
+from taxoclip.errors import TaxoclipError
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -49,13 +50,16 @@ def shard_digests(out: Path) -> dict[str, str]:
             for p in sorted(out.glob("*/shard-*.tar"))}
 
 
-def test_killed_build_resumes_to_the_same_dataset(tmp_path, labels):
+@pytest.fixture(scope="module")
+def config_for(tmp_path_factory, labels):
+    """Configs that differ only in their output folder, and the uninterrupted reference build."""
+    folder = tmp_path_factory.mktemp("resume")
     subset = photo_subset(labels)
-    subset.drop(columns=["path"]).to_csv(tmp_path / "photos.csv", index=False)
+    subset.drop(columns=["path"]).to_csv(folder / "photos.csv", index=False)
     photos_root = Path(subset["path"].iloc[0]).parent.parent
 
-    def config_for(output: str) -> Path:
-        return write_config(tmp_path / f"{output}.yaml", {
+    def make(output: str) -> Path:
+        return write_config(folder / f"{output}.yaml", {
             "output": output, "workers": 1,
             "sources": [{"name": "quiz", "kind": "manifest", "path": "photos.csv", "root": str(photos_root),
                          "path_column": "filepath", "name_column": "species_label"}],
@@ -63,7 +67,23 @@ def test_killed_build_resumes_to_the_same_dataset(tmp_path, labels):
             "splits": {"val_fraction": 0.15, "train_small_fraction": 0.3},
         })
 
+    make.reference = build(make("reference"), progress=False)
+    return make
+
+
+def assert_same_dataset(out: Path, ref_out: Path) -> None:
+    catalog = assert_shards_match_catalog(out)
+    assert catalog.equals(pd.read_parquet(ref_out / schema.CATALOG_PARQUET))
+    assert not catalog.duplicated(["split", "id"]).any()
+    assert shard_digests(out) == shard_digests(ref_out)
+    for split in set(catalog["split"]):
+        assert (out / split / schema.SIZES_FILE).read_text() == (ref_out / split / schema.SIZES_FILE).read_text()
+    assert check_dataset(out).ok
+
+
+def test_killed_build_resumes_to_the_same_dataset(config_for):
     resumed_config = config_for("resumed")
+    tmp_path = resumed_config.parent
     out = tmp_path / "resumed"
     state = out / schema.STATE_DIR
     # 1: killed while planning, before any shard exists
@@ -81,14 +101,25 @@ def test_killed_build_resumes_to_the_same_dataset(tmp_path, labels):
     resumed = build(resumed_config, progress=False)
     assert not resumed.already_complete and not state.exists()
 
-    reference = build(config_for("reference"), progress=False)
-    ref_out = tmp_path / "reference"
+    reference = config_for.reference
     assert resumed.splits == reference.splits and resumed.removed == reference.removed
-    catalog = assert_shards_match_catalog(out)
-    ref_catalog = pd.read_parquet(ref_out / schema.CATALOG_PARQUET)
-    assert catalog.equals(ref_catalog)
-    assert not catalog.duplicated(["split", "id"]).any()
-    assert shard_digests(out) == shard_digests(ref_out)
-    for split in resumed.splits:
-        assert (out / split / schema.SIZES_FILE).read_text() == (ref_out / split / schema.SIZES_FILE).read_text()
-    assert check_dataset(out).ok
+    assert_same_dataset(out, tmp_path / "reference")
+
+
+def test_build_spread_over_machines(config_for):
+    """plan once, `--stage write` per machine (here one after the other), then the plain command."""
+    config = config_for("spread")
+    out = config.parent / "spread"
+    with pytest.raises(TaxoclipError, match="no plan yet"):
+        build(config, stage="write", machines=2, machine_index=1, progress=False)
+    build(config, stage="plan", progress=False)
+    state = out / schema.STATE_DIR
+    plan = pd.read_parquet(state / "plan.parquet")
+    parts_total = int(plan.groupby("split")["part"].nunique().sum())
+    build(config, stage="write", machines=3, machine_index=1, progress=False)
+    assert len(list(state.glob("parts/*/[0-9]*/done.json"))) == len(range(1, parts_total, 3))
+    build(config, stage="write", machines=3, machine_index=0, progress=False)
+    assert not (out / schema.BUILD_RECORD).exists()
+    finished = build(config, progress=False)  # writes machine 2's share itself, then finishes
+    assert finished.splits == config_for.reference.splits
+    assert_same_dataset(out, config.parent / "reference")

@@ -18,6 +18,11 @@ def register(subparsers) -> None:
     build.add_argument("--workers", type=int, default=None, help="processes (default: config, else all cores)")
     build.add_argument("--force", action="store_true", help="delete an earlier build in the output folder first")
     build.add_argument("--quiet", action="store_true", help="no progress output")
+    build.add_argument("--stage", choices=("all", "plan", "write"), default="all",
+                       help="all (default); plan: sources to plan only; write: this machine's share of the "
+                            "shards of a planned build (with --machines/--machine-index, OUT on shared storage)")
+    build.add_argument("--machines", type=int, default=1, help="machines sharing the write stage (default: 1)")
+    build.add_argument("--machine-index", type=int, default=0, help="this machine's number, 0-based (default: 0)")
     build.set_defaults(func=run_build)
 
     check = commands.add_parser("check", help="find corrupt, truncated or incomplete shards in a built dataset")
@@ -38,7 +43,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise TaxoclipError("--workers must be at least 1")
-    result = build(args.config, workers=args.workers, force=args.force, progress=not args.quiet)
+    result = build(args.config, workers=args.workers, force=args.force, progress=not args.quiet, stage=args.stage,
+                   machines=args.machines, machine_index=args.machine_index)
     print(result.output)
     return 0
 

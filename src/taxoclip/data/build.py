@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,20 +107,33 @@ class _Lock:
 
 # -- entry point ----------------------------------------------------------------------------------
 
+STAGES: tuple[str, ...] = ("all", "plan", "write")
+"""`all`: everything (the default); `plan`: phase 1 only; `write`: this machine's share of the parts
+of an existing plan (`machines`, `machine_index`), for builds spread over machines that share OUT."""
+
+
 def build(config: BuildConfig | str | os.PathLike, workers: int | None = None, force: bool = False,
-          progress: bool = True) -> BuildResult:
+          progress: bool = True, stage: str = "all", machines: int = 1, machine_index: int = 0) -> BuildResult:
     """Build (or finish building) the dataset a config describes; see the module docstring."""
     if not isinstance(config, BuildConfig):
         config = load_config(config)
+    if stage not in STAGES:
+        raise TaxoclipError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if not (machines >= 1 and 0 <= machine_index < machines):
+        raise TaxoclipError(f"machine index {machine_index} is not in 0..{machines - 1}")
+    if machines > 1 and stage != "write":
+        raise TaxoclipError("--machines splits the write stage only: use it with --stage write")
     out = config.output
     workers = workers or config.workers or os.cpu_count() or 1
     log = _Log(progress)
+    state = out / schema.STATE_DIR
+    if stage == "write":
+        return _write_share(config, state, workers, progress, log, machines, machine_index)
     out.mkdir(parents=True, exist_ok=True)
     with _Lock(out / schema.LOCK_FILE):
         if force:
             clear_output(out)
         record_path = out / schema.BUILD_RECORD
-        state = out / schema.STATE_DIR
         if record_path.is_file():
             record = read_json(record_path)
             if record.get("fingerprint") != config.fingerprint():
@@ -132,14 +146,20 @@ def build(config: BuildConfig | str | os.PathLike, workers: int | None = None, f
             raise TaxoclipError(f"{out} already holds dataset files that no build here is finishing; "
                                 "use --force to replace them or choose another output")
         state.mkdir(parents=True, exist_ok=True)
-        try:
-            return _build_locked(config, state, workers, progress, log)
-        except BrokenProcessPool:
-            raise TaxoclipError("a worker process died (out of memory?); run the same command again to resume"
-                                ) from None
-        except OSError as err:
-            raise TaxoclipError(f"{err.strerror or err} ({err.filename or out}); fix it and run the same command "
-                                "again to resume") from None
+        with _reported_errors(out):
+            return _build_locked(config, state, workers, progress, log, stage)
+
+
+@contextmanager
+def _reported_errors(out: Path):
+    """System trouble as one line that says the build can be resumed."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise TaxoclipError("a worker process died (out of memory?); run the same command again to resume") from None
+    except OSError as err:
+        raise TaxoclipError(f"{err.strerror or err} ({err.filename or out}); fix it and run the same command "
+                            "again to resume") from None
 
 
 def clear_output(out: Path) -> None:
@@ -154,27 +174,52 @@ def _has_dataset_files(out: Path) -> bool:
     return any((out / name).exists() for name in (*schema.SPLITS, schema.CATALOG_CSV, schema.CATALOG_PARQUET))
 
 
-def _build_locked(config: BuildConfig, state: Path, workers: int, progress: bool, log: _Log) -> BuildResult:
-    started = time.time()
-    out = config.output
-    fingerprint = config.fingerprint()
+def _check_state(config: BuildConfig, state: Path, log: _Log) -> None:
+    """Refuse to continue another config's unfinished build; remember this config's fingerprint."""
     config_path = state / "config.json"
     if config_path.is_file():
-        if read_json(config_path).get("fingerprint") != fingerprint:
-            raise TaxoclipError(f"{out} holds an unfinished build of another config; rerun that config, or use "
-                                "--force to start over with this one")
-        log(f"resuming the unfinished build in {out}")
+        if read_json(config_path).get("fingerprint") != config.fingerprint():
+            raise TaxoclipError(f"{config.output} holds an unfinished build of another config; rerun that config, "
+                                "or use --force to start over with this one")
+        log(f"resuming the unfinished build in {config.output}")
     else:
-        write_json_atomic(config_path, {"fingerprint": fingerprint, "config": _config_dict(config)})
+        write_json_atomic(config_path, {"fingerprint": config.fingerprint(), "config": _config_dict(config)})
+
+
+def _build_locked(config: BuildConfig, state: Path, workers: int, progress: bool, log: _Log,
+                  stage: str) -> BuildResult:
+    started = time.time()
+    _check_state(config, state, log)
     clean_temporary_parts(state / "parts")
+    plan_path = state / "plan.parquet"
     with pool(workers) as workers_pool:
-        plan_path = state / "plan.parquet"
         if not plan_path.is_file():
             _make_plan(config, state, workers_pool, progress, log)
-        plan = pd.read_parquet(plan_path)
         meta = read_json(state / "plan.json")
+        if stage == "plan":
+            log("plan ready; now run `--stage write` on each machine, then the plain command once to finish")
+            return BuildResult(config.output, records=int(meta["records"]), seconds=time.time() - started)
+        plan = pd.read_parquet(plan_path)
         _write_parts(config, state, plan, meta, workers_pool, progress, log)
     return _finish(config, state, plan, meta, started, workers, log)
+
+
+def _write_share(config: BuildConfig, state: Path, workers: int, progress: bool, log: _Log, machines: int,
+                 machine_index: int) -> BuildResult:
+    """One machine's share of the parts of a planned build (no lock: parts are claimed by atomic
+    rename, so machines, and a plain build finishing the job, can overlap safely)."""
+    started = time.time()
+    if not (state / "plan.parquet").is_file():
+        raise TaxoclipError(f"{config.output} has no plan yet: run `taxoclip data build CONFIG --stage plan` first")
+    _check_state(config, state, log)
+    clean_temporary_parts(state / "parts")
+    meta = read_json(state / "plan.json")
+    plan = pd.read_parquet(state / "plan.parquet")
+    with _reported_errors(config.output), pool(workers) as workers_pool:
+        _write_parts(config, state, plan, meta, workers_pool, progress, log, machines, machine_index)
+    log(f"machine {machine_index + 1} of {machines}: its parts are written; run the plain command once all "
+        "machines are done")
+    return BuildResult(config.output, records=int(meta["records"]), seconds=time.time() - started)
 
 
 def _config_dict(config: BuildConfig) -> dict[str, Any]:
@@ -378,15 +423,18 @@ def _plan_splits(config: BuildConfig, kept: pd.DataFrame) -> pd.DataFrame:
 # -- phase 2: shards ------------------------------------------------------------------------------
 
 def _write_parts(config: BuildConfig, state: Path, plan: pd.DataFrame, meta: dict, workers_pool, progress: bool,
-                 log: _Log) -> None:
+                 log: _Log, machines: int = 1, machine_index: int = 0) -> None:
+    """Write the parts not written yet (those numbered machine_index modulo machines)."""
     parts_root = state / "parts"
+    number = -1
     sample_columns = ["id", "location", "offset", "length", *RANKS, "common_name"]
     tasks, total = [], 0
     for split in meta["parts"]:
         done = done_parts(parts_root, split)
         rows = plan[plan["split"] == split]
         for part, group in rows.groupby("part", sort=True):
-            if int(part) in done:
+            number += 1
+            if int(part) in done or number % machines != machine_index:
                 continue
             samples = group[sample_columns].to_dict("records")
             tasks.append({"split": split, "index": int(part), "parts_root": str(parts_root), "samples": samples,

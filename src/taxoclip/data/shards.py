@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def write_part(task: dict[str, Any]) -> dict[str, Any]:
     final = part_dir(Path(task["parts_root"]), task["split"], task["index"])
     if (final / PART_DONE).is_file():
         return read_json(final / PART_DONE)
-    temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    temporary = final.with_name(f"{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
     temporary.mkdir(parents=True)
     image = task["image"]
     shard_ids: dict[str, list[str]] = {}
@@ -114,11 +115,31 @@ def write_part(task: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _writer_alive(temporary: Path) -> bool:
+    """Whether the process writing a temporary part may still run: it is on another machine, or
+    its process on this one still exists."""
+    host_and_pid = temporary.name.partition(".tmp-")[2].rpartition("-")[0]  # drop the random token
+    host, _, pid = host_and_pid.rpartition("-")
+    if host != socket.gethostname():
+        return True
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_temporary_parts(parts_root: Path) -> None:
-    """Delete half-written parts of earlier, interrupted runs."""
+    """Delete half-written parts left by dead writers on this machine (another machine's
+    in-progress parts are left alone; the whole state folder goes when the build finishes)."""
     if parts_root.is_dir():
         for stale in parts_root.glob("*/*.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+            if not _writer_alive(stale):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def done_parts(parts_root: Path, split: str) -> dict[int, dict[str, Any]]:
