@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -183,10 +184,17 @@ def test_existing_shards_as_a_source(tmp_path, manifest_build):
         "output": "out", "workers": 1,
         "sources": [{"name": "old", "kind": "webdataset", "path": str(previous / "train")}],
         "splits": {"val_fraction": 0.0, "train_small_fraction": 0.0}, "dedup": {"near": False},
+        "shards": {"max_bytes": 200_000},
     })
     build(config, progress=False)
     out = tmp_path / "out"
     catalog = assert_shards_match_catalog(out)
+    # the byte limit: a shard is closed once its payload reaches max_bytes (so at most one sample over)
+    payloads = []
+    for shard in sorted((out / "train").glob("shard-*.tar")):
+        with tarfile.open(shard) as archive:
+            payloads.append(sum(m.size for m in archive.getmembers()))
+    assert len(payloads) >= 3 and max(payloads) <= 200_000 + 60_000
     old = pd.read_parquet(previous / schema.CATALOG_PARQUET)
     old = old[old.split == "train"].set_index("id")
     assert len(catalog) == len(old) and set(catalog.split) == {"train"}

@@ -123,3 +123,27 @@ def test_build_spread_over_machines(config_for):
     finished = build(config, progress=False)  # writes machine 2's share itself, then finishes
     assert finished.splits == config_for.reference.splits
     assert_same_dataset(out, config.parent / "reference")
+
+
+def test_image_lost_after_planning_is_a_recorded_failure(tmp_path, labels):
+    """A source file that disappears between planning and writing costs that sample only."""
+    tree = tmp_path / "tree"
+    for path in photo_subset(labels, per_species=1)["path"].head(6):
+        target = tree / "Corylus avellana" / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
+    config = write_config(tmp_path / "lost.yaml", {
+        "output": "out", "workers": 1, "sources": [{"name": "tree", "kind": "folder", "path": "tree"}],
+        "splits": {"val_fraction": 0.0, "train_small_fraction": 0.0}, "dedup": {"near": False}})
+    build(config, stage="plan", progress=False)
+    lost = sorted((tree / "Corylus avellana").iterdir())[2]
+    lost.unlink()
+    result = build(config, progress=False)
+    out = tmp_path / "out"
+    failures = pd.read_csv(out / "reports" / "failures.csv", keep_default_na=False)
+    assert failures[["source_id", "stage"]].values.tolist() == [[f"Corylus avellana/{lost.name}", "write"]]
+    assert "FileNotFoundError" in failures["error"].iloc[0]
+    assert result.splits["train"]["samples"] == 5 and result.removed == {"failed": 1}
+    catalog = assert_shards_match_catalog(out)
+    assert lost.name not in " ".join(catalog["source_id"])
+    assert check_dataset(out).ok

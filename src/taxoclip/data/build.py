@@ -426,54 +426,50 @@ def _write_parts(config: BuildConfig, state: Path, plan: pd.DataFrame, meta: dic
                  log: _Log, machines: int = 1, machine_index: int = 0) -> None:
     """Write the parts not written yet (those numbered machine_index modulo machines)."""
     parts_root = state / "parts"
-    number = -1
-    sample_columns = ["id", "location", "offset", "length", *RANKS, "common_name"]
-    tasks, total = [], 0
-    for split in meta["parts"]:
-        done = done_parts(parts_root, split)
-        rows = plan[plan["split"] == split]
-        for part, group in rows.groupby("part", sort=True):
-            number += 1
-            if int(part) in done or number % machines != machine_index:
-                continue
-            samples = group[sample_columns].to_dict("records")
-            tasks.append({"split": split, "index": int(part), "parts_root": str(parts_root), "samples": samples,
-                          "image": asdict(config.image), "max_samples": config.shards.max_samples,
-                          "max_bytes": config.shards.max_bytes})
-            total += len(samples)
-    if not tasks:
+    done = {split: set(done_parts(parts_root, split)) for split in meta["parts"]}
+    groups = plan.groupby(["split", "part"], sort=False).indices  # (split, part) -> row positions
+    todo = [key for number, key in enumerate((split, part) for split in meta["parts"]
+                                             for part in range(meta["parts"][split]))
+            if key[1] not in done[key[0]] and number % machines == machine_index]
+    if not todo:
         return
-    done_before = sum(len(done_parts(parts_root, split)) for split in meta["parts"])
-    if done_before:
-        log(f"write: {done_before} part(s) already written, {len(tasks)} to go")
-    for _ in workers_pool.run(write_part, tasks, total, "write shards", progress):
+    already = sum(len(d) for d in done.values())
+    if already:
+        log(f"write: {already} part(s) already written, {len(todo)} to go")
+    sample_columns = ["id", "location", "offset", "length", *RANKS, "common_name"]
+
+    def tasks():  # built one at a time as workers free up: a 10M-row plan never sits in dicts at once
+        for split, part in todo:
+            samples = plan.iloc[groups[(split, part)]][sample_columns].to_dict("records")
+            yield {"split": split, "index": part, "parts_root": str(parts_root), "samples": samples,
+                   "image": asdict(config.image), "max_samples": config.shards.max_samples,
+                   "max_bytes": config.shards.max_bytes}
+
+    total = sum(len(groups[key]) for key in todo)
+    for _ in workers_pool.run(write_part, tasks(), total, "write shards", progress):
         pass
 
 
 def _finish(config: BuildConfig, state: Path, plan: pd.DataFrame, meta: dict, started: float, workers: int,
             log: _Log) -> BuildResult:
     out = config.output
-    shard_of: dict[tuple[str, str], str] = {}
-    position: dict[tuple[str, str], int] = {}
     splits: dict[str, dict[str, int]] = {}
     write_failures = []
+    placed = []  # (split, id, shard, position) of every written sample, in shard order
     for split, part_count in meta["parts"].items():
         for record in done_parts(state / "parts", split).values():
-            write_failures += [dict(f, split=split) for f in record["failures"]]
+            write_failures += record["failures"]
         journal = finalize_split(out, state, split, part_count)
-        for number, shard in enumerate(journal["shards"]):
-            for offset, sample_id in enumerate(shard["ids"]):
-                shard_of[(split, sample_id)] = f"{split}/{shard['name']}"
-                position[(split, sample_id)] = number * 10**9 + offset
+        for shard in journal["shards"]:
+            placed.append(pd.DataFrame({"split": split, "id": shard["ids"], "shard": f"{split}/{shard['name']}"}))
         splits[split] = {"samples": sum(s["count"] for s in journal["shards"]), "shards": len(journal["shards"]),
                          "bytes": sum(s["bytes"] for s in journal["shards"])}
 
-    keys = list(zip(plan["split"], plan["id"]))
-    catalog = plan.assign(shard=[shard_of.get(k, "") for k in keys], _pos=[position.get(k, -1) for k in keys])
-    catalog = catalog[catalog["shard"] != ""]
-    catalog["_split"] = pd.Categorical(catalog["split"], categories=list(schema.SPLITS), ordered=True)
-    catalog = catalog.sort_values(["_split", "_pos"], kind="stable")
-    catalog = catalog[[*schema.CATALOG_COLUMNS, *schema.CATALOG_EXTRA_COLUMNS]].reset_index(drop=True)
+    written = pd.concat(placed, ignore_index=True) if placed else pd.DataFrame(columns=["split", "id", "shard"])
+    written["_split"] = pd.Categorical(written["split"], categories=list(schema.SPLITS), ordered=True)
+    written = written.sort_values("_split", kind="stable").drop(columns="_split")
+    catalog = written.merge(plan, on=["split", "id"], how="left", validate="one_to_one")
+    catalog = catalog[[*schema.CATALOG_COLUMNS, *schema.CATALOG_EXTRA_COLUMNS]]
     write_catalog(out, catalog)
 
     failures = pd.read_parquet(state / "failures-plan.parquet")
