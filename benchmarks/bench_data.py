@@ -11,7 +11,9 @@ samples to tars with webdataset's ShardWriter:
 
 Two image sets: the shared photos as they are (about 500x333), and the same photos re-saved at
 2000 px on the long side (camera-sized, where JPEG draft decoding matters). Target: >= 200
-images/s per core. Run: `python benchmarks/bench_data.py [--images 600] [--repeat 3]`.
+images/s per core. It also times the dedup fingerprint per core, and the single-process plan steps
+(near-duplicate search, splits) on 1M synthetic records.
+Run: `python benchmarks/bench_data.py [--images 600] [--repeat 3] [--plan-records 1000000]`.
 """
 
 from __future__ import annotations
@@ -100,11 +102,53 @@ def timed(function, samples: list[dict], repeat: int) -> tuple[float, float]:
     return statistics.median(cpu_rates), statistics.median(wall_rates)
 
 
+def fingerprint_rate(samples: list[dict], repeat: int) -> float:
+    """Images per CPU-second of the dedup fingerprint (read, sha256, draft decode, EXIF, pHash)."""
+    from taxoclip.data.dedup import fingerprint_records
+
+    records = [(s["id"], s["location"], -1, -1) for s in samples]
+    rates = []
+    for _ in range(repeat):
+        started = time.process_time()
+        fingerprint_records(records)
+        rates.append(len(records) / (time.process_time() - started))
+    return statistics.median(rates)
+
+
+def plan_at_scale(count: int) -> None:
+    """The global, single-process steps of a plan over `count` synthetic records: near-duplicate
+    search (t = 6, 1% planted copies) and split assignment."""
+    import numpy as np
+    import pandas as pd
+
+    from taxoclip.data.config import DedupConfig
+    from taxoclip.data.dedup import find_duplicates
+    from taxoclip.data.splits import assign_splits, shard_order
+
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, size=count, dtype=np.int64).astype(np.uint64)
+    planted = rng.choice(count, size=count // 50, replace=False)
+    hashes[planted[: count // 100]] = hashes[planted[count // 100:]] ^ np.uint64(0b1010010)
+    ids = [f"{i:08x}-0000-5000-8000-000000000000" for i in range(count)]
+    digests = [f"{i:064x}" for i in range(count)]
+    started = time.perf_counter()
+    removed = find_duplicates(ids, digests, hashes.tolist(), DedupConfig())
+    dedup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    frame = pd.DataFrame({"id": ids, "source": "s"})
+    assign_splits(frame, 17, {"s": 0.05}, {"s": 0.1})
+    shard_order(ids, 17)
+    split_s = time.perf_counter() - started
+    print(f"plan steps at scale, {count:,} synthetic records: near-duplicate search {dedup_s:.1f} s "
+          f"({len(removed):,} found of {count // 100:,} planted), splits + shard order {split_s:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--large-images", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--plan-records", type=int, default=1_000_000)
     args = parser.parse_args()
     import webdataset  # noqa: F401  (import cost outside the timings)
 
@@ -125,6 +169,9 @@ def main() -> None:
                   f"({verdict} the 200 target)")
             print(f"  reference PIL+webdataset  {reference:8.1f} images/s per core ({reference_wall:.1f}/s wall)")
             print(f"  ratio (ours / reference)  {ours / reference:8.2f}x")
+            print(f"  fingerprint for dedup     {fingerprint_rate(chosen, args.repeat):8.1f} images/s per core")
+    if args.plan_records:
+        plan_at_scale(args.plan_records)
 
 
 if __name__ == "__main__":

@@ -267,11 +267,15 @@ def test_config_errors_are_one_line(tmp_path):
         load_config(bad_yaml)
 
 
-def test_nature_quizzer_config_is_valid():
-    config = load_config(Path(__file__).resolve().parent.parent / "configs" / "data" / "nature-quizzer.yaml")
+def test_shipped_configs_are_valid():
+    configs = Path(__file__).resolve().parent.parent / "configs" / "data"
+    config = load_config(configs / "nature-quizzer.yaml")
     source = config.sources[0]
     assert source.kind == "manifest" and source.path.name == "labels.csv" and source.path.is_file()
     assert config.image.resize == "crop" and config.splits.seed == 17
+    example = load_config(configs / "example.yaml")
+    assert [s.kind for s in example.sources] == ["folder", "manifest", "webdataset"]
+    assert example.taxonomy.map["unknown wren sp."]["family"] == "Troglodytidae"
 
 
 def test_sha256_column_is_the_source_bytes(manifest_build, photos_dir):

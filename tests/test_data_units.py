@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import random
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,8 @@ import pandas as pd
 from PIL import Image
 
 from taxoclip.data.config import DedupConfig
-from taxoclip.data.dedup import NearIndex, find_duplicates
-from taxoclip.data.images import fingerprint, hamming, prepare_jpeg, to_rgb
+from taxoclip.data.dedup import find_duplicates, near_pairs, popcount
+from taxoclip.data.images import fingerprint, prepare_jpeg, to_rgb
 from taxoclip.data.sources import ranks_from_tagged
 from taxoclip.data.splits import assign_splits, part_size
 from taxoclip.data.taxa import name_key, read_name_list
@@ -20,32 +19,37 @@ from taxoclip.taxonomy.taxon import Taxon
 from taxoclip.taxonomy.text import render_caption
 
 
-def test_near_index_finds_exactly_the_hashes_within_the_threshold():
-    rng = random.Random(5)
-    stored = [rng.getrandbits(64) for _ in range(3000)]
-    for threshold in (0, 3, 6):
-        index = NearIndex(threshold)
-        for i, value in enumerate(stored):
-            index.add(value, str(i))
-        for _ in range(200):
-            base = rng.choice(stored)
-            flips = rng.sample(range(64), rng.randint(0, threshold + 2))
-            query = base
-            for bit in flips:
-                query ^= 1 << bit
-            brute = min(((hamming(query, v), i) for i, v in enumerate(stored)))
-            found = index.nearest(query)
-            if brute[0] <= threshold:
-                assert found == (str(brute[1]), brute[0])
-            else:
-                assert found is None
+def test_near_pairs_are_exactly_the_pairs_within_the_threshold():
+    rng = np.random.default_rng(5)
+    hashes = rng.integers(0, 2**63, size=1500, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    planted = hashes[:300].copy()
+    for i in range(len(planted)):  # near copies at 1..9 bits
+        for bit in rng.choice(64, size=1 + i % 9, replace=False):
+            planted[i] ^= np.uint64(1 << int(bit))
+    values = np.unique(np.concatenate([hashes, planted]))
+    distances = popcount(values[:, None] ^ values[None, :]).reshape(len(values), len(values))
+    for threshold in (0, 2, 6, 9):
+        low, high = np.nonzero(np.triu(distances <= threshold, k=1))
+        expected = set(zip(low.tolist(), high.tolist(), distances[low, high].tolist()))
+        found = set(zip(*(a.tolist() for a in near_pairs(values, threshold))))
+        assert found == expected, threshold
+        assert threshold < 2 or len(found) >= 300 * min(threshold, 9) // 9
 
 
 def test_duplicates_keep_the_first_and_name_it():
-    config = DedupConfig(exact=True, near=True, near_threshold=4)
-    ids = ["a", "b", "c", "d"]
-    removed = find_duplicates(ids, ["s1", "s1", "s3", "s4"], [0b1111, 0b1111, 0b1111 ^ 0b11, 1 << 63], config)
-    assert removed.values.tolist() == [["b", "exact_duplicate", "a", 0], ["c", "near_duplicate", "a", 2]]
+    from taxoclip.data.dedup import ExcludedImages
+
+    config = DedupConfig(exact=True, near=True, near_threshold=3)
+    ids = ["a", "b", "c", "d", "e", "f", "g"]
+    sha = ["s1", "s1", "s3", "s4", "s5", "s6", "s7"]
+    phash = [0b1111, 0b1111, 0b1111 ^ 0b11, 3 << 61, 3 << 61, (1 << 40) | 0b111, 0b111 << 20]
+    excluded = ExcludedImages(sha256={"s7": "eval:1"}, phash=[((1 << 40) | 0b1, "eval:2")])
+    removed = find_duplicates(ids, sha, phash, config, excluded)
+    assert removed.values.tolist() == [
+        ["b", "exact_duplicate", "a", 0], ["c", "near_duplicate", "a", 2], ["e", "near_duplicate", "d", 0],
+        ["f", "excluded_image", "eval:2", 2], ["g", "excluded_image", "eval:1", 0]]
+    assert find_duplicates(ids, sha, phash, DedupConfig(near=False)).values.tolist() == [
+        ["b", "exact_duplicate", "a", 0]]
 
 
 def test_splits_are_per_source_deterministic_and_order_free():

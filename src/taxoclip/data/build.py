@@ -455,10 +455,12 @@ def _finish(config: BuildConfig, state: Path, plan: pd.DataFrame, meta: dict, st
     out = config.output
     splits: dict[str, dict[str, int]] = {}
     write_failures = []
-    placed = []  # (split, id, shard, position) of every written sample, in shard order
+    placed = []  # (split, id, shard) of every written sample, in shard order
+    cpu_seconds = 0.0
     for split, part_count in meta["parts"].items():
         for record in done_parts(state / "parts", split).values():
             write_failures += record["failures"]
+            cpu_seconds += record.get("cpu_seconds", 0.0)
         journal = finalize_split(out, state, split, part_count)
         for shard in journal["shards"]:
             placed.append(pd.DataFrame({"split": split, "id": shard["ids"], "shard": f"{split}/{shard['name']}"}))
@@ -488,6 +490,8 @@ def _finish(config: BuildConfig, state: Path, plan: pd.DataFrame, meta: dict, st
         "fingerprint": config.fingerprint(), "taxoclip_version": __version__, "config": _config_dict(config),
         "records": int(meta["records"]), "splits": splits, "removed": by_reason,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds_last_run": round(time.time() - started, 1),
+        "write_cpu_seconds": round(cpu_seconds, 1),
+        "write_images_per_cpu_second": round(len(catalog) / cpu_seconds, 1) if cpu_seconds else None,
         "workers": workers,
     }
     write_json_atomic(out / schema.BUILD_RECORD, _jsonable(record))

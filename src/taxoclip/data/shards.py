@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def write_part(task: dict[str, Any]) -> dict[str, Any]:
     final = part_dir(Path(task["parts_root"]), task["split"], task["index"])
     if (final / PART_DONE).is_file():
         return read_json(final / PART_DONE)
+    cpu_started = time.process_time()
     temporary = final.with_name(f"{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
     temporary.mkdir(parents=True)
     image = task["image"]
@@ -102,7 +104,8 @@ def write_part(task: dict[str, Any]) -> dict[str, Any]:
             continue
         fsync_file(tar)
         shards.append({"file": tar.name, "count": len(ids), "bytes": tar.stat().st_size, "ids": ids})
-    record = {"split": task["split"], "index": task["index"], "shards": shards, "failures": failures}
+    record = {"split": task["split"], "index": task["index"], "shards": shards, "failures": failures,
+              "cpu_seconds": round(time.process_time() - cpu_started, 3)}
     write_json_atomic(temporary / PART_DONE, record)
     fsync_dir(temporary)
     try:
