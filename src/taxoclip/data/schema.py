@@ -54,3 +54,29 @@ def caption_member(text_type: str) -> str:
     from ..taxonomy.text import text_type_key
 
     return member_key(f"{text_type_key(text_type)}.txt")
+
+
+# -- what `taxoclip data build` writes beside the shards ------------------------------------------
+CATALOG_EXTRA_COLUMNS: tuple[str, ...] = ("shard", "sha256", "raw_name", "name_status")
+"""Columns the builder appends after CATALOG_COLUMNS: the shard file holding the sample, the sha256
+of the source image bytes, the name as the source gave it, and the resolver's status for it."""
+
+BUILD_RECORD = "build.json"
+"""Written last by a finished build (config fingerprint, counts, timings); its presence means complete."""
+REPORTS_DIR = "reports"
+"""OUT/reports/: names.csv, unresolved_names.csv, removed.csv, failures.csv."""
+STATE_DIR = ".build"
+LOCK_FILE = ".build.lock"
+"""Held (flock) by the build writing OUT; removed when the build finishes."""
+"""OUT/.build/: resumable working state of an unfinished build (removed when it finishes)."""
+
+SHARD_GLOB = "shard-*.tar"
+DEFAULT_JPEG_QUALITY = 95
+DEFAULT_RESIZE_POLICY = "crop"
+RESIZE_POLICIES: tuple[str, ...] = ("crop", "pad", "squash", "shorter")
+"""`crop`: shorter side to size, centre crop (default; what open_clip's eval transform sees);
+`pad`: longer side to size, pad to a square; `squash`: size x size ignoring aspect (the original
+TreeOfLife build); `shorter`: shorter side to size, aspect kept, not square."""
+DEFAULT_VAL_FRACTION = 0.05
+DEFAULT_SPLIT_SEED = 17
+DEFAULT_TRAIN_SMALL_FRACTION = 0.1
