@@ -172,31 +172,36 @@ def stream_samples(shards: ShardSet, streams: int, stream: int, seed: int, epoch
     return chain(shuffled(read(iter(share)), 0), shuffled(read(extra), 1))
 
 
-def decode_images(samples: Sequence[dict], transform: Callable, seeds: Sequence[int] | None) -> Any:
-    """Decode and transform the `jpg` of each sample into one [n, 3, H, W] tensor.
+def decode_images(samples: Sequence[dict], transform: Callable, seeds: Sequence[int] | None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode and transform the `jpg` of each sample into one [n, 3, H, W] tensor (or into `out`).
 
-    With `seeds`, each random augmentation runs under its own seed inside `fork_rng`, which
-    restores the caller's RNG afterwards.
+    With `seeds`, each sample's random augmentation runs with the CPU generator seeded by its
+    own seed; the generator's previous state is restored afterwards.
     """
     from PIL import Image
 
-    images = []
-    for i, sample in enumerate(samples):
-        data = sample.get(IMAGE_MEMBER)
-        if data is None:
-            raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no {IMAGE_MEMBER} member")
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image = image.convert("RGB")
-        except OSError as err:
-            raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: bad image ({err})") from None
-        if seeds is None:
-            images.append(transform(image))
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seeds[i])
-                images.append(transform(image))
-    return torch.stack(images)
+    saved = torch.get_rng_state() if seeds is not None else None
+    try:
+        for i, sample in enumerate(samples):
+            data = sample.get(IMAGE_MEMBER)
+            if data is None:
+                raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no {IMAGE_MEMBER} member")
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    image = image.convert("RGB")
+            except OSError as err:
+                raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: bad image ({err})") from None
+            if seeds is not None:
+                torch.default_generator.manual_seed(seeds[i])  # the CPU generator only, cheaply
+            pixels = transform(image)
+            if out is None:
+                out = torch.empty((len(samples), *pixels.shape), dtype=pixels.dtype)
+            out[i] = pixels
+    finally:
+        if saved is not None:
+            torch.set_rng_state(saved)
+    return out
 
 
 Targets = Callable[[Sequence[dict], int, int, int], Any]
@@ -232,13 +237,16 @@ class TrainBatches(torch.utils.data.IterableDataset):
         for reader in readers.values():  # replay the batches done before a resume, without decoding
             _consume(reader, self.start * self.chunk)
         for batch in range(self.start, self.batches):
-            images, targets = [], []
-            for stream, reader in readers.items():
+            images, targets = None, []
+            for position, (stream, reader) in enumerate(readers.items()):
                 samples = list(islice(reader, self.chunk))
                 seeds = augmentation_seeds(self.seed, self.epoch, batch, stream, len(samples))
-                images.append(decode_images(samples, self.transform, seeds))
+                part = decode_images(samples, self.transform, seeds)
+                if images is None:  # one tensor for all of this worker's streams, filled in place
+                    images = torch.empty((len(readers) * self.chunk, *part.shape[1:]), dtype=part.dtype)
+                images[position * self.chunk:(position + 1) * self.chunk] = part
                 targets.append(self.targets(samples, self.epoch, batch, stream))
-            yield torch.cat(images), torch.cat(targets)
+            yield images, torch.cat(targets)
 
 
 def _consume(iterator: Iterator, n: int) -> None:

@@ -32,15 +32,15 @@ class ZeroShotTask:
         self.labels = torch.tensor([self.classes.index(n) for n in names])
         self.templates = section.templates
 
-    def accuracy(self, clip: Any, tokenizer: Any, transform: Callable, device: str, autocast: Any,
-                 batch_size: int = 256) -> float:
+    def accuracy(self, clip: Any, tokenizer: Any, transform: Callable, normalize: Callable, device: str,
+                 autocast: Any, batch_size: int = 256) -> float:
         from ..models.encode import class_embeddings
 
         with torch.no_grad(), autocast():
             classes = class_embeddings(clip, tokenizer, self.classes, templates=self.templates, device=device)
             correct = 0
             for start in range(0, len(self.samples), batch_size):
-                images = decode_images(self.samples[start:start + batch_size], transform, None).to(device)
+                images = normalize(decode_images(self.samples[start:start + batch_size], transform, None).to(device))
                 features = torch.nn.functional.normalize(clip.encode_image(images).float(), dim=-1)
                 predicted = (features @ classes.to(device).T).argmax(dim=-1).cpu()
                 correct += int((predicted == self.labels[start:start + batch_size]).sum())

@@ -180,7 +180,7 @@ def classifier_step(net: torch.nn.Module, images: torch.Tensor, labels: torch.Te
 
 # -- validation -----------------------------------------------------------------------------------------
 def validate(objective: Objective, module: torch.nn.Module, val_data: ValBatches | None, workers: int,
-             ctx: Dist, autocast: Callable) -> dict[str, float]:
+             normalize: Callable, ctx: Dist, autocast: Callable) -> dict[str, float]:
     """Loss over the validation shards (batches of fixed size, each process a share), summed over processes."""
     if val_data is None:
         return {}
@@ -193,7 +193,8 @@ def validate(objective: Objective, module: torch.nn.Module, val_data: ValBatches
     loss_sum, count, correct, counted = 0.0, 0.0, 0.0, 0.0
     with torch.no_grad():
         for images, targets in _guarded(joined_batches(loader(val_data, workers), 1)):
-            images, targets = images.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
+            images = normalize(images.to(ctx.device, non_blocking=True))
+            targets = targets.to(ctx.device, non_blocking=True)
             with autocast():
                 if contrastive:
                     image_f, text_f, scale, bias = module(images, targets)
@@ -290,7 +291,7 @@ def _train(config: TrainConfig, resume: bool, ctx: Dist) -> Path:
 
     net = distributed.wrap_ddp(module, ctx)
     loss_fn = contrastive_loss(config, built.clip, ctx) if objective.name == "clip" else None
-    train_transform, eval_transform = image_transforms(built.preprocess_cfg)
+    train_transform, eval_transform, normalize = image_transforms(built.preprocess_cfg)
     wanted = member_filter(objective.members)
     train_data = TrainBatches(train_shards, streams=config.data.streams, global_batch=batch, rank=ctx.rank,
                               world_size=ctx.world_size, seed=config.run.seed, shuffle_buffer=config.data.shuffle_buffer,
@@ -348,7 +349,7 @@ def _train(config: TrainConfig, resume: bool, ctx: Dist) -> Path:
             lr = lr_at(position.step, config, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images = images.to(ctx.device, non_blocking=True)
+            images = normalize(images.to(ctx.device, non_blocking=True))
             targets = targets.to(ctx.device, non_blocking=True)
             if objective.name == "clip":
                 loss = contrastive_step(net, loss_fn, images, targets, accum, autocast, scaler, ctx.enabled)
@@ -383,11 +384,11 @@ def _train(config: TrainConfig, resume: bool, ctx: Dist) -> Path:
 
         last_epoch = epoch == config.optim.epochs - 1
         if (epoch + 1) % config.eval.val_every_epochs == 0 or last_epoch:
-            metrics = validate(objective, module, val_data, workers, ctx, autocast)
+            metrics = validate(objective, module, val_data, workers, normalize, ctx, autocast)
             if zero_shot is not None:
                 module.eval()
                 metrics["zero_shot_top1"] = zero_shot.accuracy(
-                    module.clip, built.tokenizer, eval_transform, ctx.device, autocast)
+                    module.clip, built.tokenizer, eval_transform, normalize, ctx.device, autocast)
                 module.train()
             distributed.barrier(ctx)
             if metrics:

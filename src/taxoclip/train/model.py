@@ -89,13 +89,41 @@ def complete_preprocess_cfg(preprocess_cfg: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-def image_transforms(preprocess_cfg: dict) -> tuple[Any, Any]:
-    """(train, eval) transforms of open_clip for the model's preprocessing config."""
+def image_transforms(preprocess_cfg: dict) -> tuple[Any, Any, PixelNormalizer]:
+    """(train, eval) transforms of open_clip for the model, ending in uint8 tensors, and the
+    normalizer that finishes them (to float, mean/std) on the training device.
+
+    open_clip's transforms end with ToTensor + Normalize; those two run on the whole batch in
+    the training process instead, so that data workers hand over 4x fewer bytes. The result is
+    the same normalisation, (x / 255 - mean) / std, up to float rounding.
+    """
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     keys = PreprocessCfg.__dataclass_fields__
     cfg = PreprocessCfg(**{k: v for k, v in preprocess_cfg.items() if k in keys})
-    return image_transform_v2(cfg, is_train=True), image_transform_v2(cfg, is_train=False)
+    train, evaluate = image_transform_v2(cfg, is_train=True), image_transform_v2(cfg, is_train=False)
+    return _to_uint8(train), _to_uint8(evaluate), PixelNormalizer(cfg.mean, cfg.std)
+
+
+def _to_uint8(transform: Any) -> Any:
+    from torchvision.transforms import Compose, Normalize, PILToTensor, ToTensor
+
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-1], Normalize) or not isinstance(steps[-2], ToTensor):
+        raise TaxoclipError(f"unexpected open_clip transform (no ToTensor + Normalize at the end): {transform}")
+    return Compose([*steps[:-2], PILToTensor()])
+
+
+class PixelNormalizer:
+    """uint8 [n, 3, H, W] images -> normalised float tensors, on whatever device they are."""
+
+    def __init__(self, mean: Any, std: Any) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float() - mean) / std
 
 
 def load_weights(module: Any, checkpoint_dir: str | Path) -> None:
