@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,6 +291,8 @@ def _train(config: TrainConfig, resume: bool, ctx: Dist) -> Path:
                             f"or choose another run.dir")
 
     net = distributed.wrap_ddp(module, ctx)
+    # open_clip's gather-with-grad uses torch.distributed.nn.all_gather, deprecated but correct
+    warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
     loss_fn = contrastive_loss(config, built.clip, ctx) if objective.name == "clip" else None
     train_transform, eval_transform, normalize = image_transforms(built.preprocess_cfg)
     wanted = member_filter(objective.members)
