@@ -33,7 +33,6 @@ from .captions import CaptionSampler, CaptionTokens
 from .config import TrainConfig, check_world
 from .data import (
     IMAGE_MEMBER,
-    DataError,
     TrainBatches,
     ValBatches,
     epoch_samples,
@@ -216,17 +215,18 @@ def validate(objective: Objective, module: torch.nn.Module, val_data: ValBatches
 
 
 def _guarded(batches: Iterator) -> Iterator:
-    """Batches, with errors from DataLoader workers turned back into one-line messages."""
+    """Batches, with errors from DataLoader workers (re-raised with a traceback text) cut to one line."""
     try:
         yield from batches
-    except DataError:
-        raise
-    except Exception as err:  # noqa: BLE001 - DataLoader re-raises worker errors with a traceback text
+    except Exception as err:  # noqa: BLE001
         text = str(err).strip()
-        if "DataLoader worker" not in text and not isinstance(err, (KeyError, OSError)):
+        if not isinstance(err, TaxoclipError) and "DataLoader worker" not in text:
             raise
-        last = [line for line in text.splitlines() if line.strip()]
-        raise TaxoclipError(f"data loading failed: {last[-1] if last else type(err).__name__}") from None
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else type(err).__name__
+        if ": " in last and last.split(": ", 1)[0].rsplit(".", 1)[-1].endswith("Error"):
+            last = last.split(": ", 1)[1]  # "taxoclip.train.data.DataError: message" -> "message"
+        raise TaxoclipError(last if isinstance(err, TaxoclipError) else f"data loading failed: {last}") from None
 
 
 # -- the run --------------------------------------------------------------------------------------------
