@@ -114,6 +114,28 @@ def test_missing_shards_are_one_line_errors(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_a_corrupt_image_stops_training_with_a_one_line_error(dataset, tmp_path):
+    from webdataset import TarWriter
+
+    from taxoclip.train.data import find_shards, read_shard
+
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    samples = list(read_shard(find_shards(str(dataset / "train")).urls[0]))
+    with TarWriter(str(train_dir / "shard-000000.tar")) as sink:
+        for i, sample in enumerate(samples):
+            record = {k: v for k, v in sample.items() if not k.startswith("__url")}
+            if i == 5:
+                record["jpg"] = b"not a jpeg"
+            sink.write(record)
+    (train_dir / "sizes.json").write_text(json.dumps({"shard-000000.tar": len(samples)}))
+    raw = tiny_config(dataset, tmp_path / "run", data={"train": str(train_dir), "val": None, "workers": 1,
+                                                       "streams": 1})
+    with pytest.raises(TaxoclipError, match="bad image") as info:
+        train(load_config(raw))
+    assert "\n" not in str(info.value) and samples[5]["__key__"] in str(info.value)
+
+
 # -- captions -------------------------------------------------------------------------------------------
 def test_caption_sampling_distributions_per_image_and_per_batch():
     """Per image: types are i.i.d. uniform, so batches mix them; per batch: one type per global
