@@ -96,7 +96,7 @@ def test_config_overrides_and_one_line_errors(tmp_path):
                                (["optim.epochs=many"], "optim.epochs: expected an integer"),
                                (["data.text_types=[latin]"], "unknown text type 'latin'"),
                                (["data.text_sampling=step"], "data.text_sampling"),
-                               (["optim.global_batch_size=30"], "multiple of data.streams"),
+                               (["data.streams=3"], "multiple of data.streams"),
                                (["nonsense"], "expected section.key=value")):
         with pytest.raises(TaxoclipError, match=message.replace("[", r"\[")) as info:
             load_config(path, overrides)
@@ -112,6 +112,28 @@ def test_missing_shards_are_one_line_errors(tmp_path):
     with pytest.raises(TaxoclipError, match="no such shard") as info:
         train(load_config(raw))
     assert "\n" not in str(info.value)
+
+
+def test_a_corrupt_image_stops_training_with_a_one_line_error(dataset, tmp_path):
+    from webdataset import TarWriter
+
+    from taxoclip.train.data import find_shards, read_shard
+
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    samples = list(read_shard(find_shards(str(dataset / "train")).urls[0]))
+    with TarWriter(str(train_dir / "shard-000000.tar")) as sink:
+        for i, sample in enumerate(samples):
+            record = {k: v for k, v in sample.items() if not k.startswith("__url")}
+            if i == 5:
+                record["jpg"] = b"not a jpeg"
+            sink.write(record)
+    (train_dir / "sizes.json").write_text(json.dumps({"shard-000000.tar": len(samples)}))
+    raw = tiny_config(dataset, tmp_path / "run", data={"train": str(train_dir), "val": None, "workers": 1,
+                                                       "streams": 1})
+    with pytest.raises(TaxoclipError, match="bad image") as info:
+        train(load_config(raw))
+    assert "\n" not in str(info.value) and samples[5]["__key__"] in str(info.value)
 
 
 # -- captions -------------------------------------------------------------------------------------------
@@ -186,6 +208,20 @@ def test_global_batches_do_not_depend_on_processes_and_resume_mid_epoch(dataset)
     assert _batch_keys(dataset, 1, 0, 0, epoch=1) != one  # a new order every epoch
 
 
+def test_shards_from_patterns_and_resampling(dataset):
+    from taxoclip.train.data import find_shards, stream_slices
+
+    directory = find_shards(str(dataset / "train"))
+    pattern = find_shards(str(dataset / "train" / "shard-{000000..000003}.tar"))
+    assert pattern.urls == directory.urls and pattern.sizes == directory.sizes == (16, 16, 16, 16)
+    share, extra = stream_slices(4, 4, 1, seed=0, epoch=0, resampled=False)
+    assert len(share) == 1 and next(extra).shard in range(4)
+    share, _ = stream_slices(4, 4, 1, seed=0, epoch=0, resampled=True)
+    assert share == []
+    few, _ = stream_slices(1, 4, 3, seed=0, epoch=0, resampled=False)  # one shard, four streams: slices
+    assert [(s.shard, s.offset, s.every) for s in few] == [(0, 3, 4)]
+
+
 # -- training -------------------------------------------------------------------------------------------
 def test_training_lowers_the_loss_and_the_checkpoint_loads(dataset, tmp_path):
     from safetensors.torch import load_file
@@ -217,13 +253,17 @@ def test_training_lowers_the_loss_and_the_checkpoint_loads(dataset, tmp_path):
         assert loaded.model.encode_image(image).shape == (1, 32)
 
 
-def test_gradient_accumulation_is_exact_for_the_contrastive_loss(dataset, tmp_path):
-    plain = train(load_config(tiny_config(dataset, tmp_path / "a", data={"val": None}, optim={"epochs": 1})))
-    accumulated = train(load_config(tiny_config(dataset, tmp_path / "b", data={"val": None},
-                                                optim={"epochs": 1, "grad_accum_steps": 4})))
-    a, b = losses(plain), losses(accumulated)
-    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
-    assert all(abs(a[s] - b[s]) < 1e-4 for s in a)
+def test_gradient_accumulation_and_checkpointing_are_exact(dataset, tmp_path):
+    def run(name: str, accum: int = 1, checkpointing: bool = False) -> dict[int, float]:
+        raw = tiny_config(dataset, tmp_path / name, data={"val": None},
+                          optim={"epochs": 1, "grad_accum_steps": accum})
+        raw["model"]["grad_checkpointing"] = checkpointing
+        return losses(train(load_config(raw)))
+
+    plain, accumulated, checkpointed = run("plain"), run("accumulated", accum=4), run("ckpt", checkpointing=True)
+    assert sorted(plain) == sorted(accumulated) == sorted(checkpointed) == [1, 2, 3, 4]
+    assert all(abs(plain[s] - accumulated[s]) < 1e-4 for s in plain)  # the whole batch's loss and update
+    assert all(abs(plain[s] - checkpointed[s]) < 1e-5 for s in plain)
 
 
 def _taxoclip(*args: str) -> list[str]:

@@ -88,6 +88,7 @@ class ZeroShotSection:
     name_member: str = "taxonomic_name"
     max_samples: int = 512
     templates: str = "openai"
+    """A template set (`openai`: 80, `bioclip`: 81) or one template such as `a photo of {}.`"""
 
 
 @dataclass

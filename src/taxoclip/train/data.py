@@ -191,7 +191,8 @@ def decode_images(samples: Sequence[dict], transform: Callable, seeds: Sequence[
                 with Image.open(io.BytesIO(data)) as image:
                     image = image.convert("RGB")
             except OSError as err:
-                raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: bad image ({err})") from None
+                reason = str(err).split(" <")[0] or type(err).__name__
+                raise DataError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: bad image ({reason})") from None
             if seeds is not None:
                 torch.default_generator.manual_seed(seeds[i])  # the CPU generator only, cheaply
             pixels = transform(image)

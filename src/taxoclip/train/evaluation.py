@@ -30,7 +30,7 @@ class ZeroShotTask:
         names = [s[member].decode("utf-8").strip() for s in self.samples]
         self.classes = sorted(set(names))
         self.labels = torch.tensor([self.classes.index(n) for n in names])
-        self.templates = section.templates
+        self.templates = [section.templates] if "{}" in section.templates else section.templates
 
     def accuracy(self, clip: Any, tokenizer: Any, transform: Callable, normalize: Callable, device: str,
                  autocast: Any, batch_size: int = 256) -> float:

@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,6 @@ from .captions import CaptionSampler, CaptionTokens
 from .config import TrainConfig, check_world
 from .data import (
     IMAGE_MEMBER,
-    DataError,
     TrainBatches,
     ValBatches,
     epoch_samples,
@@ -130,18 +130,18 @@ def autocast_for(precision: str, device: str) -> Callable[[], Any]:
 
 # -- steps ---------------------------------------------------------------------------------------------
 def contrastive_step(net: torch.nn.Module, loss_fn: Any, images: torch.Tensor, tokens: torch.Tensor,
-                     accum: int, autocast: Callable, scaler: Any, ddp: bool) -> float:
-    """Forward and backward of one (local) batch; returns its loss."""
+                     accum: int, autocast: Callable, scaler: Any, ddp: bool) -> torch.Tensor:
+    """Forward and backward of one (local) batch; returns its loss (detached, not synchronised)."""
     if accum == 1:
         with autocast():
             image_f, text_f, scale, bias = net(images, tokens)
             loss = _clip_loss(loss_fn, image_f, text_f, scale, bias)
         scaler.scale(loss).backward()
-        return float(loss.detach())
+        return loss.detach()
     image_chunks, token_chunks = images.chunk(accum), tokens.chunk(accum)
     with torch.no_grad(), autocast():
         cached = [net(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]
-    first_loss = 0.0
+    first_loss = None
     for j in range(accum):
         sync = contextlib.nullcontext() if (not ddp or j == accum - 1) else net.no_sync()
         with sync:
@@ -155,7 +155,7 @@ def contrastive_step(net: torch.nn.Module, loss_fn: Any, images: torch.Tensor, t
                 loss = _clip_loss(loss_fn, image_f, text_f, scale, bias)
             scaler.scale(loss).backward()
         if j == 0:
-            first_loss = float(loss.detach())
+            first_loss = loss.detach()
     return first_loss
 
 
@@ -166,15 +166,15 @@ def _clip_loss(loss_fn: Any, image_f: Any, text_f: Any, scale: Any, bias: Any) -
 
 
 def classifier_step(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, accum: int,
-                    autocast: Callable, scaler: Any, ddp: bool) -> float:
-    total = 0.0
+                    autocast: Callable, scaler: Any, ddp: bool) -> torch.Tensor:
+    total = torch.zeros((), device=images.device)
     for j, (image_chunk, label_chunk) in enumerate(zip(images.chunk(accum), labels.chunk(accum))):
         sync = contextlib.nullcontext() if (not ddp or j == accum - 1) else net.no_sync()
         with sync:
             with autocast():
                 loss = baselines.classifier_loss(net(image_chunk), label_chunk) / accum
             scaler.scale(loss).backward()
-        total += float(loss.detach())
+        total += loss.detach()
     return total
 
 
@@ -215,17 +215,18 @@ def validate(objective: Objective, module: torch.nn.Module, val_data: ValBatches
 
 
 def _guarded(batches: Iterator) -> Iterator:
-    """Batches, with errors from DataLoader workers turned back into one-line messages."""
+    """Batches, with errors from DataLoader workers (re-raised with a traceback text) cut to one line."""
     try:
         yield from batches
-    except DataError:
-        raise
-    except Exception as err:  # noqa: BLE001 - DataLoader re-raises worker errors with a traceback text
+    except Exception as err:  # noqa: BLE001
         text = str(err).strip()
-        if "DataLoader worker" not in text and not isinstance(err, (KeyError, OSError)):
+        if not isinstance(err, TaxoclipError) and "DataLoader worker" not in text:
             raise
-        last = [line for line in text.splitlines() if line.strip()]
-        raise TaxoclipError(f"data loading failed: {last[-1] if last else type(err).__name__}") from None
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else type(err).__name__
+        if ": " in last and last.split(": ", 1)[0].rsplit(".", 1)[-1].endswith("Error"):
+            last = last.split(": ", 1)[1]  # "taxoclip.train.data.DataError: message" -> "message"
+        raise TaxoclipError(last if isinstance(err, TaxoclipError) else f"data loading failed: {last}") from None
 
 
 # -- the run --------------------------------------------------------------------------------------------
@@ -290,6 +291,8 @@ def _train(config: TrainConfig, resume: bool, ctx: Dist) -> Path:
                             f"or choose another run.dir")
 
     net = distributed.wrap_ddp(module, ctx)
+    # open_clip's gather-with-grad uses torch.distributed.nn.all_gather, deprecated but correct
+    warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
     loss_fn = contrastive_loss(config, built.clip, ctx) if objective.name == "clip" else None
     train_transform, eval_transform, normalize = image_transforms(built.preprocess_cfg)
     wanted = member_filter(objective.members)
@@ -366,10 +369,10 @@ def _train(config: TrainConfig, resume: bool, ctx: Dist) -> Path:
                     module.clip.logit_scale.clamp_(0, math.log(100))
             position.step += 1
             position.batches_done += 1
-            window_loss, window_steps = window_loss + loss, window_steps + 1
+            window_loss, window_steps = window_loss + loss, window_steps + 1  # a tensor: no GPU sync per step
 
             if position.step % config.run.log_every_steps == 0 or position.step == total_steps:
-                mean_loss = distributed.all_reduce_sum([window_loss / window_steps], ctx)[0] / ctx.world_size
+                mean_loss = distributed.all_reduce_sum([float(window_loss) / window_steps], ctx)[0] / ctx.world_size
                 elapsed = time.perf_counter() - window_start
                 record = {"step": position.step, "epoch": epoch, "loss": mean_loss, "lr": lr,
                           "samples_per_s": window_steps * batch / elapsed if elapsed > 0 else None}
