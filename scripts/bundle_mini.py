@@ -27,15 +27,16 @@ BANK_TEMPLATES = ("a photo of {}.",)
 
 
 def bank_taxa(labels_csv: Path) -> list[Taxon]:
-    """Every iNat species (and hybrid) in the families of the labels table, with its common name where known."""
+    """Every iNat species (hybrids left out, for size) in the families of the labels table, with its common name where known."""
     from taxoclip.taxonomy.resolve import default_index
 
     labels = pd.read_csv(labels_csv, dtype=str).fillna("")
     families = set(labels["family"])
     commons = dict(zip(labels["species"], labels["common_name"]))
     index = default_index()
-    rows = index.table["taxonRank"].isin(["species", "hybrid"]) & index.table["family"].isin(families)
+    rows = index.table["taxonRank"].eq("species") & index.table["family"].isin(families)
     lineage = index.lineage[rows.to_numpy()]
+    lineage = lineage[~lineage["epithet"].str.contains(".", regex=False)]  # iNat's "Genus sp." placeholders
     taxa = []
     for values in lineage[[*RANKS[:-1], "epithet"]].itertuples(index=False):
         taxon = Taxon(*values)
@@ -73,7 +74,7 @@ def main() -> None:
     np.save(BUNDLE / layout.TOL_EMBEDDINGS, np.ascontiguousarray(vectors.T.astype(np.float32)))
     (BUNDLE / layout.TOL_NAMES).write_text(json.dumps([t.to_tol_entry() for t in taxa], separators=(",", ":")))
     meta.update({"name": "taxoclip-mini", "card": args.card, "trained_from": str(source),
-                 "bank": {"taxa": len(taxa), "scope": "iNaturalist species of the families in the training labels",
+                 "bank": {"taxa": len(taxa), "scope": "iNaturalist species (hybrids and \"sp.\" placeholders excluded) of the families in the training labels",
                           "templates": list(BANK_TEMPLATES)}})
     (BUNDLE / layout.TAXOCLIP_META).write_text(json.dumps(meta, indent=2))
     total = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file())

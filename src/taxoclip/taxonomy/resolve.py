@@ -74,7 +74,9 @@ class TaxonomyIndex:
 
     def __init__(self, table: pd.DataFrame):
         rank = table["taxonRank"]
-        species_like = rank.isin(["species", "hybrid"])
+        # iNat carries placeholder "species" such as "Entoloma sp.": not taxa to resolve to or predict
+        placeholder = table["specificEpithet"].fillna("").str.contains(".", regex=False)
+        species_like = rank.isin(["species", "hybrid"]) & ~placeholder
         infra_like = rank.isin(["subspecies", "variety", "form", "infrahybrid"])
         higher = rank.isin(["genus", "family", "order", "class", "phylum", "kingdom"])
         table = table[species_like | infra_like | higher].reset_index(drop=True)
