@@ -288,15 +288,22 @@ def test_every_input_kind_each_once(tmp_path, photo_paths):
     listed.write_text(f"# comment\n{photo_paths[5]}\nphotos/p0.jpg\n\n")
     table = tmp_path / "list.csv"
     pd.DataFrame({"id": [1, 2], "filepath": [photo_paths[6], "photos/nested/p1.jpg"]}).to_csv(table, index=False)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "cyclic").mkdir()
+    shutil.copy(photo_paths[7], tmp_path / "cyclic" / "only.jpg")
+    (tmp_path / "cyclic" / "again").symlink_to(tmp_path / "cyclic")  # a link cycle is not walked forever
+    assert [i.path for i in expand_inputs([tmp_path / "cyclic"])] == [str(tmp_path / "cyclic" / "only.jpg")]
     items = expand_inputs([str(folder), photo_paths[4], f"{tmp_path}/photos/**/p*.jpg", str(listed), str(table),
-                           str(tmp_path / "missing.jpg"), f"{tmp_path}/nothing/*.png", photo_paths[4]])
+                           str(tmp_path / "missing.jpg"), f"{tmp_path}/nothing/*.png", photo_paths[4],
+                           str(tmp_path / "empty")])
     paths = [item.path for item in items]
     assert paths == [str(folder / "p0.jpg"), str(folder / "p2.jpg"), str(folder / "nested" / "p1.jpg"),
                      str(folder / "nested" / "p3.jpg"), photo_paths[4], photo_paths[5], photo_paths[6],
-                     str(tmp_path / "missing.jpg"), f"{tmp_path}/nothing/*.png"]
+                     str(tmp_path / "missing.jpg"), f"{tmp_path}/nothing/*.png", str(tmp_path / "empty")]
     errors = {item.path: item.error for item in items if item.error}
     assert errors == {str(tmp_path / "missing.jpg"): "no such file or directory",
-                      f"{tmp_path}/nothing/*.png": "no files match this pattern"}
+                      f"{tmp_path}/nothing/*.png": "no files match this pattern",
+                      str(tmp_path / "empty"): "no images in this folder"}
     image = Image.open(photo_paths[0])
     assert [i.path for i in expand_inputs([image, image.copy()])] == ["<image 0>", "<image 1>"]
 

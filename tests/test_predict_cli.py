@@ -147,5 +147,7 @@ def test_user_errors_are_one_line(standin_dir, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "taxoclip: error: --taxa family=Nonexistentidae: not in this bank: Nonexistentidae (names are matched "
         "case-insensitively; `taxoclip taxa` lists the bank)"]
-    assert main(["predict", str(tmp_path), "--model", str(standin_dir), "-q"]) == 2
+    empty_list = tmp_path / "none.txt"
+    empty_list.write_text("# nothing yet\n")
+    assert main(["predict", str(empty_list), "--model", str(standin_dir), "-q"]) == 2
     assert capsys.readouterr().err.strip() == "taxoclip: error: no images found in the given paths"

@@ -60,10 +60,17 @@ def is_image_name(path: str | os.PathLike) -> bool:
 
 
 def _folder_images(folder: Path) -> list[str]:
-    """Image files under `folder`, recursively, hidden entries skipped, in sorted order."""
+    """Image files under `folder`, recursively (linked folders followed once), hidden entries skipped, sorted."""
     found = []
+    visited = {os.path.realpath(folder)}
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        kept = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if not name.startswith(".") and real not in visited:
+                visited.add(real)
+                kept.append(name)
+        dirs[:] = kept
         found.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith(".") and is_image_name(f))
     return found
 
@@ -99,7 +106,8 @@ def _expand_one(argument: str, depth: int = 0) -> list[InputItem]:
     text = os.path.expanduser(str(argument))
     path = Path(text)
     if path.is_dir():
-        return [InputItem(p) for p in _folder_images(path)]
+        found = _folder_images(path)
+        return [InputItem(p) for p in found] if found else [InputItem(text, error="no images in this folder")]
     if path.is_file():
         if path.suffix.lower() in LIST_EXTENSIONS and depth == 0:
             try:

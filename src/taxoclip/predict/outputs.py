@@ -69,13 +69,20 @@ class RowWriter:
         raise NotImplementedError
 
     def close(self) -> None:
-        pass
+        """Finish the output (the run completed)."""
+
+    def abandon(self) -> None:
+        """Stop without finishing (the run failed or was interrupted): keep what is resumable."""
+        self.close()
 
     def __enter__(self) -> RowWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
 
 def _check_existing(path: Path, resume: bool, overwrite: bool) -> bool:
@@ -115,8 +122,7 @@ class _LineWriter(RowWriter):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         resuming = _check_existing(self.path, resume, overwrite)
-        if resuming and self.path.stat().st_size > 0:
-            self._resume()
+        if resuming and self._resume():
             self.handle = open(self.path, "a", newline="", encoding="utf-8")
         else:
             self.handle = open(self.path, "w", newline="", encoding="utf-8")
@@ -139,14 +145,19 @@ class _LineWriter(RowWriter):
     def _has_header(self) -> bool:
         return False
 
-    def _resume(self) -> None:
-        """Read the existing file, drop a torn line and the last image's rows, note what is done."""
+    def _resume(self) -> bool:
+        """Read the existing file, drop a torn line and the last image's rows, note what is done.
+
+        Returns False when nothing worth keeping was there (the file is then started afresh).
+        """
         last_path, last_start, end = None, 0, 0
         model = None
         with open(self.path, "rb") as handle:
             if self._has_header():
                 header = handle.readline()
-                if not header.endswith(b"\n") or not self._header_matches(header):
+                if not header.endswith(b"\n"):  # killed while writing the header
+                    return False
+                if not self._header_matches(header):
                     raise TaxoclipError(f"--resume: {self.path} has other columns than this run would write "
                                         f"(different options?); use a new --output")
                 last_start = end = handle.tell()
@@ -171,8 +182,10 @@ class _LineWriter(RowWriter):
                 end = offset
         _check_model(self.path, model, self.expect)
         # The last image may be incomplete: cut the file where its rows start, and redo it.
+        keep = last_start if last_path is not None else end
         with open(self.path, "r+b") as handle:
-            handle.truncate(last_start if last_path is not None else end)
+            handle.truncate(keep)
+        return keep > 0 or not self._has_header()
 
     def write(self, rows: list[dict]) -> None:
         if not rows:
@@ -305,6 +318,9 @@ class ParquetWriter(RowWriter):
         os.replace(tmp, target)
         self.next_part += 1
         self.rows_written += len(rows)
+
+    def abandon(self) -> None:
+        """Leave the parts as they are, for `--resume`."""
 
     def close(self) -> None:
         """Merge the parts into the output file (streaming, one part at a time) and remove them."""

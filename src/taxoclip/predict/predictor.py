@@ -243,6 +243,8 @@ class Predictor:
             raise TaxoclipError("--rank applies to taxonomic banks, not to custom labels")
         if abstain is not None and not 0 < abstain <= 1:
             raise TaxoclipError("--abstain takes a probability threshold in (0, 1]")
+        if abstain is not None and not bank.taxonomic:
+            raise TaxoclipError("--abstain applies to taxonomic banks (ranks), not to custom labels")
         columns = self.columns(rank, wide, abstain)
         blank = dict.fromkeys(columns)
         for batch in self.iter_batches(inputs, skip):

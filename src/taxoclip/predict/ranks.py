@@ -9,7 +9,7 @@ gannets) stay apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,15 +35,20 @@ class Groups:
     codes: np.ndarray  # int64 [N]
     table: pd.DataFrame
     names: np.ndarray  # object [G]
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> int:
         return len(self.names)
 
     def codes_tensor(self, device: Any = "cpu") -> Any:
+        """The codes as an int64 tensor on `device` (copied there once)."""
         import torch
 
-        return torch.from_numpy(self.codes).to(device)
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = torch.from_numpy(self.codes).to(device)
+        return self._on_device[key]
 
 
 def binomials(classes: pd.DataFrame) -> pd.Series:
