@@ -108,8 +108,7 @@ def summarise(spec: dict, output: Path) -> str:
                   "column")
     for text in texts:
         out += ["", f"### Zero-shot at every rank, test-time text `{text}`", ""]
-        picked = zero[zero["text_type"] == text].rename(columns={"task": "rank_task"})
-        out += _table(picked.assign(rank_task=picked["rank_task"]), contrastive, RANK_TASKS, "variant", "rank_task")
+        out += _table(zero[zero["text_type"] == text], contrastive, RANK_TASKS, "variant", "task")
     for k in spec["evaluation"]["shots"]:
         out += ["", f"### {k}-shot (CL2N nearest centroid) at every rank", ""]
         picked = few[few["k"] == k]

@@ -15,11 +15,3 @@ def add_model_argument(parser: argparse.ArgumentParser, default: str = "bioclip"
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: %(default)s)")
 
-
-def not_yet(issue: int, what: str):
-    def run(args: argparse.Namespace) -> int:
-        from ..errors import TaxoclipError
-
-        raise TaxoclipError(f"`taxoclip {what}` is not implemented yet (issue #{issue})")
-
-    return run

@@ -387,7 +387,8 @@ def _fingerprint_exclusions(files: list[Path], excluded: ExcludedImages, state: 
     ledger = state / "fingerprints-excluded"
     ids = [f"exclude:{path}" for path in files]
     known = _read_ledger(ledger)
-    todo = [(i, str(p), -1, -1) for i, p in zip(ids, files) if i not in set(known["id"])]
+    done = set(known["id"])
+    todo = [(i, str(p), -1, -1) for i, p in zip(ids, files) if i not in done]
     if todo:
         _fingerprint_rows(todo, ledger, workers_pool, progress, "fingerprint exclusions")
     prints = _read_ledger(ledger).set_index("id")
